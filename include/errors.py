@@ -1,0 +1,33 @@
+"""Exceptions shared by the domain library.
+
+The split matters to the orchestrator: ``InputRejected`` means the user's
+input can never succeed (fail the job at once, no retries); anything else is
+treated as transient and retried with backoff.
+"""
+
+
+class TranscodeError(Exception):
+    """Base class for errors raised by the domain library."""
+
+
+class InputRejected(TranscodeError):
+    """The source (or a request) is unusable; retrying cannot help.
+
+    The message is shown to the user, so it says what is wrong and what to do.
+    """
+
+
+class IllegalTransition(TranscodeError):
+    """A job state change that the state machine does not allow."""
+
+
+class JobNotFound(TranscodeError):
+    """No job with the given id."""
+
+
+class StorageKeyError(TranscodeError):
+    """A storage key that is malformed or tries to escape its namespace."""
+
+
+class ObjectNotFound(TranscodeError):
+    """No object under the given storage key."""
