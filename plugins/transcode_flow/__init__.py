@@ -1,0 +1,1 @@
+"""Airflow-facing adapters for Transcode Flow (the domain code lives in include/)."""
