@@ -94,7 +94,7 @@ def load_settings() -> Settings:
         x264_preset=_env("X264_PRESET", "veryfast"),
         audio_bitrate_k=_env_int("AUDIO_BITRATE_K", 128),
         ladder_json=_env("LADDER", "") or None,
-        encode_units=max(1, _env_int("ENCODE_UNITS", 2)),
+        encode_units=max(1, _env_int("ENCODE_UNITS", 1)),
         hw_encoders=_env("HW_ENCODERS", "auto"),
         progress_interval_s=_env_float("PROGRESS_INTERVAL_S", 2.0),
     )

@@ -41,6 +41,15 @@ def load_dag():
     return module.transcode_video()
 
 
+def task_summary(dag_run) -> dict[str, dict]:
+    """State and try number of every task instance (mapped ones as task[index])."""
+    tasks = {}
+    for ti in dag_run.get_task_instances():
+        name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+        tasks[name] = {"state": str(ti.state), "try_number": ti.try_number}
+    return tasks
+
+
 def run(video: Path) -> dict:
     """Create a job for ``video`` and run the DAG on it; returns the job summary."""
     migrate()
@@ -57,6 +66,7 @@ def run(video: Path) -> dict:
             "status": str(job.status),
             "error": job.error,
             "dag_run_state": str(getattr(dag_run, "state", "")),
+            "tasks": task_summary(dag_run),
             "wall_seconds": round(wall, 2),
             "duration_s": (job.probe or {}).get("duration_s"),
             "outputs": job.outputs,

@@ -1,0 +1,35 @@
+# Transcode Flow: `make demo` and `make test` are the whole set-up on a fresh
+# Debian 12 machine (as root). Every target installs what it needs first.
+SHELL := /bin/bash
+VENV := .venv
+STAMP := $(VENV)/.installed
+ENV := source scripts/env.sh &&
+VIDEO ?=
+
+.PHONY: demo test bench deps venv airflow-db up down clean
+
+deps:
+	@scripts/install_deps.sh
+
+$(STAMP): requirements.txt pyproject.toml
+	scripts/make_venv.sh
+
+venv: deps $(STAMP)
+
+airflow-db: venv
+	@$(ENV) airflow db migrate >/dev/null && python -c "from include.jobs.db import migrate; migrate()"
+
+## Run one video (default: Big Buck Bunny clip) through the real transcode_video DAG.
+demo: airflow-db
+	@$(ENV) python scripts/run_pipeline.py $(if $(VIDEO),"$(abspath $(VIDEO))")
+
+## The whole test suite (starts its own PostgreSQL and S3 stand-in).
+test: airflow-db
+	@$(ENV) python -m pytest -q -p no:cacheprovider
+
+## Benchmarks, printed as ratios against named baselines.
+bench: airflow-db
+	@$(ENV) python scripts/bench.py
+
+clean:
+	rm -rf var
