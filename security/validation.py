@@ -7,6 +7,7 @@ import unicodedata
 
 MAX_FILENAME_LENGTH = 100
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_DOT_RUNS = re.compile(r"\.{2,}")
 
 
 def sanitize_filename(filename: str, fallback: str = "upload") -> str:
@@ -14,14 +15,15 @@ def sanitize_filename(filename: str, fallback: str = "upload") -> str:
 
     Path parts are dropped (``../../etc/passwd`` becomes ``passwd``), accents
     are folded to ASCII, anything outside ``[A-Za-z0-9._-]`` becomes ``_`` and
-    leading dots are removed so the result is never hidden or relative. The
+    leading dots are removed and runs of dots collapsed, so the result is never
+    hidden or relative and never contains ``..`` at all. The
     result is used only as the last segment of a storage key, never as a
     path on its own.
     """
     name = (filename or "").replace("\x00", "")
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    name = _UNSAFE.sub("_", name).strip("._-")
+    name = _DOT_RUNS.sub(".", _UNSAFE.sub("_", name)).strip("._-")
     if not name:
         return fallback
     if len(name) > MAX_FILENAME_LENGTH:
