@@ -295,8 +295,8 @@ def transcode_unit(job_id: str, unit: dict[str, Any], settings: Settings | None 
                              on_progress=report, progress_interval_s=settings.progress_interval_s)  # fmt: skip
         produced: dict[str, int] = {}
         for name, path in [*outputs.items(), *([(AUDIO, audio_out)] if audio_out else [])]:
-            storage.put_file(rendition_key(job_id, name), path, content_type="video/mp4")
             produced[name] = path.stat().st_size
+            storage.move_file(rendition_key(job_id, name), path, content_type="video/mp4")
     provenance = {
         "encoder": encoder, "fell_back": fallback_reason is not None, "fallback_reason": fallback_reason,
         "ffmpeg_version": ffmpeg_version(), "command": run.command, "host": socket.gethostname(),
@@ -362,7 +362,7 @@ def segment_job(job_id: str, settings: Settings | None = None) -> dict[str, Any]
         storage.delete_prefix(staging_hls_prefix(job_id))  # a rerun must not mix old segments in
         for path in sorted(out_root.rglob("*")):
             if path.is_file():
-                storage.put_file(staging_hls_prefix(job_id) + path.relative_to(out_root).as_posix(), path)
+                storage.move_file(staging_hls_prefix(job_id) + path.relative_to(out_root).as_posix(), path)
     _set_progress(job_id, PROGRESS_SEGMENTED)
     return {name: {"peak_bps": s.peak_bps, "average_bps": s.average_bps, "duration": s.duration,
                    "segments": len(s.segments)} for name, s in stats.items()}  # fmt: skip

@@ -568,27 +568,25 @@ def verify_decodable(
     path: Path,
     result: ProbeResult,
     settings: Settings | None = None,
-    seconds: float = 2.0,
+    seconds: float = 1.0,
 ) -> None:
-    """Decode the first and last ``seconds`` of video; reject on any decoder error.
+    """Decode the first ``seconds`` and read every packet of the tail; reject on any error.
 
     A truncated upload often keeps an intact header (MP4 with the index in
     front), so ffprobe alone would accept it and the encode would fail hours
-    later. Decoding both ends is cheap and catches that.
+    later. The head is decoded (a broken bitstream shows at once); the tail
+    is only demuxed, which is enough to find packets missing past the end of
+    the file and costs no decoding of a long GOP before the seek point.
     """
     settings = settings or get_settings()
-    starts = [0.0]
+    checks = [([], ["-map", "0:V:0", "-t", f"{seconds:g}"])]
     if result.duration_s > seconds:
-        starts.append(max(0.0, result.duration_s - seconds))
-    for start in starts:
-        cmd = [FFMPEG, "-nostdin", "-hide_banner", "-v", "error", "-xerror", "-threads", "2"]
-        if start > 0:
-            cmd += ["-ss", f"{start:.3f}"]
-        cmd += [
-            *input_args(path, result.demuxer),
-            # "V" skips cover art, which the probe ignored too.
-            "-map", "0:V:0", "-t", f"{seconds:g}", "-f", "null", "-",
-        ]
+        tail_start = max(0.0, result.duration_s - max(seconds, 2.0))
+        checks.append((["-ss", f"{tail_start:.3f}"], ["-map", "0", "-c", "copy"]))
+    for before_input, output in checks:
+        cmd = [FFMPEG, "-nostdin", "-hide_banner", "-v", "error", "-xerror", "-threads", "2", *before_input,
+               # "V" skips cover art, which the probe ignored too.
+               *input_args(path, result.demuxer), *output, "-f", "null", "-"]  # fmt: skip
         proc = _run(cmd, settings.ffprobe_timeout_s, "decode")
         lines = _error_lines(proc.stderr, path)
         if proc.returncode != 0 or lines:

@@ -162,6 +162,15 @@ class Storage(ABC):
         nothing behind.
         """
 
+    def move_file(self, key: str, path: str | Path, content_type: str | None = None) -> None:
+        """Store a scratch file under ``key`` and remove it locally.
+
+        Backends on a local volume rename instead of copying; the caller must
+        not touch ``path`` afterwards.
+        """
+        self.put_file(key, path, content_type)
+        Path(path).unlink(missing_ok=True)
+
     def local_path(self, key: str) -> Path | None:
         """The object's own file when the store is a local/shared volume, else None.
 

@@ -225,6 +225,18 @@ def test_copy(storage: Storage) -> None:
     assert storage.get_bytes("dst/nested/two.bin") == b"payload-1"
 
 
+def test_move_file_stores_and_removes_the_scratch_file(storage: Storage, tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch" / "seg.m4s"
+    scratch.parent.mkdir()
+    scratch.write_bytes(b"segment-bytes")
+    storage.move_file("moved/seg.m4s", scratch)
+    assert not scratch.exists()
+    assert storage.get_bytes("moved/seg.m4s") == b"segment-bytes"
+    storage.copy("moved/seg.m4s", "published/seg.m4s")
+    storage.put_bytes("moved/seg.m4s", b"replaced")  # a linked copy must not follow
+    assert storage.get_bytes("published/seg.m4s") == b"segment-bytes"
+
+
 def test_stat(storage: Storage) -> None:
     data = b"hello stat"
     storage.put_bytes("s/obj.txt", data)
