@@ -17,7 +17,7 @@ $(STAMP): requirements.txt pyproject.toml
 venv: deps $(STAMP)
 
 airflow-db: venv
-	@$(ENV) airflow db migrate >/dev/null && python -c "from include.jobs.db import migrate; migrate()"
+	@scripts/setup_airflow.sh
 
 ## Run one video (default: Big Buck Bunny clip) through the real transcode_video DAG.
 demo: airflow-db

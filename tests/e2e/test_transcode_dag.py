@@ -184,3 +184,50 @@ def test_hostile_input_fails_fast_without_retries(tmp_path: Path, clips: Path, c
     for path in (tmp_path / "var").rglob("*"):
         if path.is_file():
             assert marker.encode() not in path.read_bytes(), f"{path} contains bytes of another file"
+
+
+def _ffmpeg_processes() -> set[int]:
+    import psutil
+
+    pids = set()
+    for proc in psutil.process_iter(["name", "status"]):
+        if proc.info["name"] == "ffmpeg" and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            pids.add(proc.pid)
+    return pids
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_killing_the_task_process_leaves_no_ffmpeg(tmp_path: Path, clips: Path, sig: str) -> None:
+    """dag.test() runs tasks in the calling process, so killing it kills the task."""
+    import signal
+    import time
+
+    import psutil
+
+    video = mf.make_clip(clips, width=1280, height=720, seconds=60, fps=25)
+    env = {**os.environ, **local_env(tmp_path)}
+    before = _ffmpeg_processes()
+    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "scripts" / "run_pipeline.py"), str(video)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=PROJECT_ROOT)  # fmt: skip
+    try:
+        encoder = None
+        deadline = time.monotonic() + 120
+        while encoder is None and time.monotonic() < deadline:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    if child.name() == "ffmpeg" and "-filter_complex" in child.cmdline():
+                        encoder = child
+                except psutil.NoSuchProcess:
+                    continue
+            time.sleep(0.2)
+        assert encoder is not None, "the transcode never started"
+        proc.send_signal(getattr(signal, sig))
+        proc.wait(timeout=30)
+        gone_deadline = time.monotonic() + 10
+        while encoder.is_running() and encoder.status() != psutil.STATUS_ZOMBIE and time.monotonic() < gone_deadline:
+            time.sleep(0.1)
+        assert not encoder.is_running() or encoder.status() == psutil.STATUS_ZOMBIE, "ffmpeg outlived its task"
+        assert _ffmpeg_processes() - before == set()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
