@@ -9,5 +9,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -r requirements.txt
-.venv/bin/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+.venv/bin/pip install -q --no-deps -e . --config-settings editable_mode=compat
 touch .venv/.installed
