@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ENV := source scripts/env.sh &&
 VIDEO ?=
 
-.PHONY: demo test bench deps venv airflow-db up down clean
+.PHONY: demo test bench deps venv airflow-db up down status clean
 
 deps:
 	@scripts/install_deps.sh
@@ -31,5 +31,15 @@ test: airflow-db
 bench: airflow-db
 	@$(ENV) python scripts/bench.py
 
-clean:
+## The local stack: Airflow (UI 127.0.0.1:8080), job API (127.0.0.1:5000).
+up: airflow-db
+	@scripts/stack.sh up
+
+down:
+	@scripts/stack.sh down
+
+status:
+	@scripts/stack.sh status
+
+clean: down
 	rm -rf var

@@ -17,6 +17,15 @@ class InputRejected(TranscodeError):
     """
 
 
+class UnsupportedMedia(InputRejected):
+    """The upload is not a video in a supported container (a playlist, a PDF,
+    an image, an empty file, an unknown format).
+
+    A separate type so the API can answer 415 for "wrong kind of file" and
+    422 for "a video, but unusable" without parsing messages.
+    """
+
+
 class IllegalTransition(TranscodeError):
     """A job state change that the state machine does not allow."""
 

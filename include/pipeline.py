@@ -29,6 +29,7 @@ from include.config import Settings, get_settings
 from include.errors import InputRejected
 from include.jobs import repository
 from include.jobs.db import session_scope
+from include.jobs.models import new_id
 from include.jobs.states import FINAL, JobStatus
 from include.media import hls
 from include.media.encoders import CPU_ENCODER, choose_video_encoder, encoder_works
@@ -107,16 +108,28 @@ def begin_step(job_id: str) -> repository.Job:
     with session_scope() as session:
         job = repository.get_job(session, job_id)
         if job.status == JobStatus.CANCELLED:
-            raise JobCancelled(f"job {job_id} was cancelled")
+            session.rollback()
+            raise_if_cancelled(job_id)
         if job.status != JobStatus.PROCESSING:
             job = repository.transition(session, job_id, JobStatus.PROCESSING)
         session.expunge(job)
         return job
 
 
-def _set_progress(job_id: str, percent: float) -> None:
+def _set_progress(job_id: str, percent: float) -> bool:
+    """Store progress; False when the job is no longer processing (e.g. cancelled)."""
     with session_scope() as session:
-        repository.set_progress(session, job_id, percent)
+        stored = repository.set_progress(session, job_id, percent)
+        return stored or repository.get_job(session, job_id).status == JobStatus.PROCESSING
+
+
+def raise_if_cancelled(job_id: str) -> None:
+    """Stop work on a cancelled job and remove what it staged."""
+    with session_scope() as session:
+        cancelled = repository.get_job(session, job_id).status == JobStatus.CANCELLED
+    if cancelled:
+        get_storage().delete_prefix(work_prefix(job_id))
+        raise JobCancelled(f"job {job_id} was cancelled")
 
 
 # --------------------------------------------------------------------------
@@ -125,19 +138,40 @@ def _set_progress(job_id: str, percent: float) -> None:
 
 
 def create_job_from_file(path: Path, *, priority: int = 5, owner_key_id: str | None = None, metadata: dict | None = None) -> str:
-    """Store a local file as a new pending job's source; returns the job id."""
-    storage = get_storage()
-    with session_scope() as session:
-        job = repository.create_job(
-            session, source_name=path.name, priority=priority, owner_key_id=owner_key_id,
-            metadata=metadata or {}, source_size=path.stat().st_size,
-        )  # fmt: skip
-        job_id = job.id
+    """Store a local file, then create its pending job; returns the job id.
+
+    The object is stored first so that the job is never visible to the
+    pickup sensor without its source.
+    """
+    job_id = new_id()
     key = source_key(job_id, path.name)
-    storage.put_file(key, path)
+    get_storage().put_file(key, path)
     with session_scope() as session:
-        repository.set_source_key(session, job_id, key)
+        repository.create_job(
+            session, job_id=job_id, source_name=path.name, source_key=key, priority=priority,
+            owner_key_id=owner_key_id, metadata=metadata or {}, source_size=path.stat().st_size,
+        )  # fmt: skip
     return job_id
+
+
+def transcode_run_id(job_id: str, priority: int) -> str:
+    """Deterministic run id: a job can never get two runs, and the priority
+    travels with the run (the scheduler's weight strategy reads it back)."""
+    return f"job_{job_id}_p{priority:02d}"
+
+
+def claim_jobs(limit: int) -> list[dict[str, Any]]:
+    """Claim pending jobs atomically; one TriggerDagRunOperator kwargs dict per job."""
+    with session_scope() as session:
+        claimed = repository.claim_pending(session, limit)
+        triggers = []
+        for job in claimed:
+            run_id = transcode_run_id(job.id, job.priority)
+            repository.set_airflow_run_id(session, job.id, run_id)
+            triggers.append({"trigger_run_id": run_id, "conf": {"job_id": job.id}})
+    if triggers:
+        log.info("claimed %d job(s): %s", len(triggers), ", ".join(t["conf"]["job_id"] for t in triggers))
+    return triggers
 
 
 # --------------------------------------------------------------------------
@@ -265,7 +299,10 @@ def transcode_unit(job_id: str, unit: dict[str, Any], settings: Settings | None 
 
     def report(percent: float) -> None:
         log.info("job %s unit %s: %.1f%%", job_id, unit["id"], percent)
-        _set_progress(job_id, PROGRESS_PLANNED + band * percent / 100.0)
+        # Progress reports double as the cancellation check: raising here
+        # makes run_ffmpeg kill the encoder at once.
+        if not _set_progress(job_id, PROGRESS_PLANNED + band * percent / 100.0):
+            raise_if_cancelled(job_id)
 
     with scratch(job_id, f"transcode-{unit['id']}", settings) as workdir, local_copy(storage, job.source_key, workdir) as source:
         outputs = {r.name: workdir / f"{r.name}.mp4" for r in renditions}

@@ -2,7 +2,7 @@
 # System packages Transcode Flow needs on Debian 12, installed only if missing.
 # Runs as root (the README's set-up) or through sudo.
 set -euo pipefail
-packages=(ffmpeg postgresql python3-venv python3-dev ca-certificates)
+packages=(ffmpeg postgresql python3-venv python3-dev ca-certificates curl)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -22,6 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from include.errors import IllegalTransition, JobNotFound
+from include.jobs.notify import notify_new_job
 from include.jobs.models import Job, RenditionRun, new_id, utcnow
 from include.jobs.states import FINAL, JobStatus, as_status, check_transition
 
@@ -82,6 +83,7 @@ def create_job(
         job = Job(**values)
         session.add(job)
         session.flush()
+        notify_new_job(session, job.id)
         return job
 
     existing = _find_idempotent(session, owner_key_id, idempotency_key)
@@ -105,6 +107,7 @@ def create_job(
     if _rowcount(session.execute(stmt)) == 1:
         job = session.get(Job, row["id"])
         assert job is not None
+        notify_new_job(session, job.id)
         return job
     existing = _find_idempotent(session, owner_key_id, idempotency_key)
     if existing is None:  # pragma: no cover - the conflicting row vanished again
@@ -310,13 +313,19 @@ def list_renditions(session: Session, job_id: str) -> list[RenditionRun]:
     return list(session.execute(stmt).scalars())
 
 
-def _pending_query(limit: int) -> Any:
-    return (
+def _pending_query(limit: int | None) -> Any:
+    query = (
         select(Job)
-        .where(Job.status == JobStatus.PENDING.value)
+        # A job whose source is not stored yet is not ready for a worker.
+        .where(Job.status == JobStatus.PENDING.value, Job.source_key.is_not(None))
         .order_by(Job.priority.desc(), Job.created_at, Job.id)
-        .limit(limit)
     )
+    return query if limit is None else query.limit(limit)
+
+
+def count_claimable(session: Session) -> int:
+    """Pending jobs whose source is stored: what the pickup sensor waits for."""
+    return session.scalar(select(func.count()).select_from(_pending_query(None).subquery())) or 0
 
 
 def claim_pending(session: Session, limit: int) -> list[Job]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from include.config import Settings, get_settings
-from include.errors import InputRejected, TranscodeError
+from include.errors import InputRejected, TranscodeError, UnsupportedMedia
 
 __all__ = [
     "ALLOWED_DEMUXERS",
@@ -137,17 +137,17 @@ def _reject_known_non_video(head: bytes) -> None:
     """Raise a specific message for common things that are not videos."""
     text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
     if text.startswith(b"#EXTM3U"):
-        raise InputRejected(
+        raise UnsupportedMedia(
             "The uploaded file is an HLS playlist, not a video file; "
             f"upload the video itself ({_FORMATS})."
         )
     if text.startswith((b"ffconcat", b"file ")):
-        raise InputRejected(
+        raise UnsupportedMedia(
             "The uploaded file is an ffmpeg concat script (a list of other files), "
             f"not a video file; upload the video itself ({_FORMATS})."
         )
     if head.startswith(b"%PDF"):
-        raise InputRejected(f"The uploaded file is a PDF document, not a video; {_SUPPORTED}.")
+        raise UnsupportedMedia(f"The uploaded file is a PDF document, not a video; {_SUPPORTED}.")
     images = {
         b"\x89PNG\r\n\x1a\n": "a PNG image",
         b"\xff\xd8\xff": "a JPEG image",
@@ -156,22 +156,22 @@ def _reject_known_non_video(head: bytes) -> None:
     }
     for magic, what in images.items():
         if head.startswith(magic):
-            raise InputRejected(f"The uploaded file is {what}, not a video; {_SUPPORTED}.")
+            raise UnsupportedMedia(f"The uploaded file is {what}, not a video; {_SUPPORTED}.")
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        raise InputRejected(f"The uploaded file is a WebP image, not a video; {_SUPPORTED}.")
+        raise UnsupportedMedia(f"The uploaded file is a WebP image, not a video; {_SUPPORTED}.")
     if (head.startswith(b"RIFF") and head[8:12] == b"WAVE") or head.startswith(
         (b"ID3", b"fLaC", b"OggS")
     ):
-        raise InputRejected(
+        raise UnsupportedMedia(
             "The uploaded file is an audio-only or Ogg file, which is not supported; "
             f"{_SUPPORTED} with a video track."
         )
     if head.startswith((b"PK\x03\x04", b"Rar!", b"7z\xbc\xaf\x27\x1c", b"\x1f\x8b")):
-        raise InputRejected(
+        raise UnsupportedMedia(
             f"The uploaded file is a compressed archive; extract it and {_SUPPORTED}."
         )
     if text.startswith(b"<"):
-        raise InputRejected(
+        raise UnsupportedMedia(
             "The uploaded file is an XML/HTML document (for example a DASH manifest or "
             f"a web page), not a video; {_SUPPORTED}."
         )
@@ -204,14 +204,14 @@ def sniff_container(path: Path) -> str:
     with open(path, "rb") as fh:
         head = fh.read(_SNIFF_BYTES)
     if not head:
-        raise InputRejected("The uploaded file is empty (0 bytes); upload the video file again.")
+        raise UnsupportedMedia("The uploaded file is empty (0 bytes); upload the video file again.")
 
     if len(head) >= 8 and head[4:8] in _MOV_BOXES:
         box_size = int.from_bytes(head[0:4], "big")
         # 0 = box runs to end of file, 1 = 64-bit size follows; else >= header.
         if box_size in (0, 1) or box_size >= 8:
             if head[4:8] == b"ftyp" and head[8:12] in _IMAGE_BRANDS:
-                raise InputRejected(
+                raise UnsupportedMedia(
                     f"The uploaded file is a HEIF/AVIF image, not a video; {_SUPPORTED}."
                 )
             return "mov"
@@ -224,8 +224,8 @@ def sniff_container(path: Path) -> str:
 
     _reject_known_non_video(head)
     if _looks_like_text(head):
-        raise InputRejected(f"The uploaded file is a text file, not a video; {_SUPPORTED}.")
-    raise InputRejected(f"The uploaded file is an unsupported or unrecognised container; {_SUPPORTED}.")
+        raise UnsupportedMedia(f"The uploaded file is a text file, not a video; {_SUPPORTED}.")
+    raise UnsupportedMedia(f"The uploaded file is an unsupported or unrecognised container; {_SUPPORTED}.")
 
 
 def input_args(path: Path, demuxer: str) -> list[str]:

@@ -505,19 +505,27 @@ def test_database_cascade_without_the_orm(url: str) -> None:
 # --- claiming -------------------------------------------------------------------
 
 
+def test_claim_skips_jobs_whose_source_is_not_stored_yet(url: str) -> None:
+    with session_scope(url) as s:
+        repo.create_job(s, source_name="uploading.mp4")
+        ready = repo.create_job(s, source_name="ready.mp4", source_key="sources/r/ready.mp4").id
+    with session_scope(url) as s:
+        assert [j.id for j in repo.claim_pending(s, 10)] == [ready]
+
+
 def test_claim_pending_orders_by_priority_then_age(url: str) -> None:
     with session_scope(url) as s:
-        low_old = repo.create_job(s, source_name="low-old", priority=2).id
+        low_old = repo.create_job(s, source_key="sources/x/clip.mp4", source_name="low-old", priority=2).id
     time.sleep(0.002)
     with session_scope(url) as s:
-        high = repo.create_job(s, source_name="high", priority=9).id
+        high = repo.create_job(s, source_key="sources/x/clip.mp4", source_name="high", priority=9).id
     time.sleep(0.002)
     with session_scope(url) as s:
-        mid_old = repo.create_job(s, source_name="mid-old", priority=5).id
+        mid_old = repo.create_job(s, source_key="sources/x/clip.mp4", source_name="mid-old", priority=5).id
     time.sleep(0.002)
     with session_scope(url) as s:
-        mid_new = repo.create_job(s, source_name="mid-new", priority=5).id
-        cancelled = repo.create_job(s, source_name="gone", priority=10).id
+        mid_new = repo.create_job(s, source_key="sources/x/clip.mp4", source_name="mid-new", priority=5).id
+        cancelled = repo.create_job(s, source_key="sources/x/clip.mp4", source_name="gone", priority=10).id
         repo.transition(s, cancelled, JobStatus.CANCELLED)
 
     with session_scope(url) as s:
@@ -536,7 +544,7 @@ def test_claim_pending_orders_by_priority_then_age(url: str) -> None:
 def test_claim_pending_race_two_threads(url: str) -> None:
     """Two pickers claiming in loops never share a job and miss none."""
     with session_scope(url) as s:
-        expected = {repo.create_job(s, source_name=f"{i}.mp4", priority=1 + i % 10).id for i in range(50)}
+        expected = {repo.create_job(s, source_key="sources/x/clip.mp4", source_name=f"{i}.mp4", priority=1 + i % 10).id for i in range(50)}
     start = threading.Barrier(2)
     claimed: list[list[str]] = [[], []]
     errors: list[BaseException] = []
