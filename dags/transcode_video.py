@@ -23,7 +23,6 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
-from transcode_flow.priority import JobPriorityWeight
 from transcode_flow.tasks import job_id_of, mark_job_failed, run_step
 
 from include import pipeline
@@ -34,7 +33,9 @@ RETRY_ARGS = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
     "on_failure_callback": mark_job_failed,
-    "weight_rule": JobPriorityWeight(),
+    # By registered name: default_args are serialized as plain values, and
+    # the API server rebuilds the strategy from this string.
+    "weight_rule": "transcode_flow.priority.JobPriorityWeight",
 }
 
 

@@ -66,6 +66,26 @@ class Settings:
     encode_units: int
     hw_encoders: str
     progress_interval_s: float
+    # Operations (apply_retention, backup_database, drill_disaster_recovery).
+    # Defaults keep direct Settings(...) construction elsewhere working.
+    retention_completed_days: int = 90
+    retention_failed_days: int = 30
+    retention_cancelled_days: int = 30
+    retention_source_days: int = 30
+    retention_policies_json: str | None = None
+    backup_keep_daily: int = 7
+    backup_keep_weekly: int = 4
+    rto_seconds: float = 3600.0
+    drill_sample: int = 5
+    drill_database_url: str | None = None
+    airflow_database_url: str | None = None
+    pg_bin: str | None = None
+    metrics_dir: Path | None = None
+    # API: where clients fetch HLS (NGINX), the request body limit, and how
+    # many reverse proxies in front of the API may set X-Forwarded-*.
+    public_base_url: str = "https://127.0.0.1:8443"
+    max_upload_bytes: int = 20 * 1024**3
+    trusted_proxies: int = 0
 
     @property
     def database_is_postgres(self) -> bool:
@@ -97,6 +117,25 @@ def load_settings() -> Settings:
         encode_units=max(1, _env_int("ENCODE_UNITS", 1)),
         hw_encoders=_env("HW_ENCODERS", "auto"),
         progress_interval_s=_env_float("PROGRESS_INTERVAL_S", 2.0),
+        retention_completed_days=_env_int("RETENTION_COMPLETED_DAYS", 90),
+        retention_failed_days=_env_int("RETENTION_FAILED_DAYS", 30),
+        retention_cancelled_days=_env_int("RETENTION_CANCELLED_DAYS", 30),
+        retention_source_days=_env_int("RETENTION_SOURCE_DAYS", 30),
+        retention_policies_json=_env("RETENTION_POLICIES", "") or None,
+        backup_keep_daily=_env_int("BACKUP_KEEP_DAILY", 7),
+        backup_keep_weekly=_env_int("BACKUP_KEEP_WEEKLY", 4),
+        rto_seconds=_env_float("RTO_SECONDS", 3600.0),
+        drill_sample=_env_int("DRILL_SAMPLE", 5),
+        drill_database_url=_env("DRILL_DATABASE_URL", "") or None,
+        airflow_database_url=_env("AIRFLOW_DATABASE_URL", "") or None,
+        pg_bin=_env("PG_BIN", "") or None,
+        metrics_dir=Path(_env("METRICS_DIR", str(var_dir / "metrics"))),
+        public_base_url=_env("PUBLIC_BASE_URL", "https://127.0.0.1:8443").rstrip("/"),
+        # Default: the largest source the pipeline accepts (a request body a
+        # little larger than the file, for the multipart framing, is refused).
+        max_upload_bytes=_env_int("MAX_UPLOAD_BYTES", _env_int("MAX_SOURCE_BYTES", 20 * 1024**3)),
+        # 0 = trust no X-Forwarded-* header: the API logs the real peer address.
+        trusted_proxies=max(0, _env_int("TRUSTED_PROXIES", 0)),
     )
 
 

@@ -160,10 +160,18 @@ def transcode_run_id(job_id: str, priority: int) -> str:
     return f"job_{job_id}_p{priority:02d}"
 
 
+STALE_QUEUED_S = 600
+
+
 def claim_jobs(limit: int) -> list[dict[str, Any]]:
-    """Claim pending jobs atomically; one TriggerDagRunOperator kwargs dict per job."""
+    """Claim pending jobs atomically; one TriggerDagRunOperator kwargs dict per job.
+
+    Jobs left ``queued`` for long (a pickup run died between claiming and
+    triggering) are offered again; the deterministic run id makes that safe.
+    """
     with session_scope() as session:
         claimed = repository.claim_pending(session, limit)
+        claimed += repository.stale_queued(session, STALE_QUEUED_S, limit)
         triggers = []
         for job in claimed:
             run_id = transcode_run_id(job.id, job.priority)

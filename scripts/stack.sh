@@ -11,7 +11,8 @@ LOG_DIR="$TRANSCODE_HOME/var/log"
 SECRETS="$AIRFLOW_HOME/stack.env"
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 
-components=(api-server scheduler dag-processor triggerer api)
+# STACK_COMPONENTS narrows the set, e.g. "api-server scheduler dag-processor triggerer".
+read -r -a components <<< "${STACK_COMPONENTS:-api-server scheduler dag-processor triggerer api}"
 
 command_for() {
   case "$1" in
@@ -60,7 +61,9 @@ up() {
     echo $! > "$RUN_DIR/$c.pid"
   done
   wait_http "http://127.0.0.1:8080/api/v2/monitor/health" "Airflow api-server" 180
-  wait_http "http://127.0.0.1:5000/healthz" "job API" 60
+  if [[ " ${components[*]} " == *" api "* ]]; then
+    wait_http "http://127.0.0.1:5000/healthz" "job API" 60
+  fi
   echo "stack up: Airflow UI http://127.0.0.1:8080 (login admin, password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated), API http://127.0.0.1:5000"
 }
 

@@ -172,3 +172,87 @@ class RenditionRun(Base):
 
     def __repr__(self) -> str:
         return f"RenditionRun(job_id={self.job_id!r}, rendition={self.rendition!r})"
+
+
+# --------------------------------------------------------------------------
+# Operations audit (retention, backups, drills): migration 0002
+# --------------------------------------------------------------------------
+
+
+class RetentionAudit(Base):
+    """One apply_retention run: what it was told, what it removed.
+
+    ``id`` is the Airflow run id, so retries and clears of the same run find
+    and resume their own audit row instead of planning again.
+    """
+
+    __tablename__ = "retention_audit"
+
+    id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    # running -> finished; a run superseded while still running -> interrupted.
+    status: Mapped[str] = mapped_column(String(16), default="running", server_default=text("'running'"))
+    policies: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    jobs_deleted: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    sources_deleted: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    jobs_skipped: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    objects_deleted: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    bytes_freed: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+    def __repr__(self) -> str:
+        return f"RetentionAudit(id={self.id!r}, status={self.status!r}, dry_run={self.dry_run!r})"
+
+
+class RetentionItem(Base):
+    """One job a retention run planned to purge, with its progress.
+
+    The timestamps make the purge resumable: objects are deleted only while
+    ``objects_done_at`` is empty and the row only while ``rows_done_at`` is,
+    so a rerun after a crash finishes the work without counting anything
+    twice. ``job_id`` has no foreign key: the job row is what gets deleted.
+    """
+
+    __tablename__ = "retention_items"
+
+    run_id: Mapped[str] = mapped_column(
+        String(250), ForeignKey("retention_audit.id", ondelete="CASCADE"), primary_key=True
+    )
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+    # purge_job: sources, outputs, staging and the row; purge_source: the upload only.
+    action: Mapped[str] = mapped_column(String(16))
+    policy: Mapped[str] = mapped_column(String(64))
+    job_status: Mapped[str] = mapped_column(String(16))
+    job_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Dry run: what would go. Real run: what was listed right before deleting.
+    object_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    byte_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    objects_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    objects_done_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    rows_done_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    skipped_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    def __repr__(self) -> str:
+        return f"RetentionItem(run_id={self.run_id!r}, job_id={self.job_id!r}, action={self.action!r})"
+
+
+class OpsRun(Base):
+    """History of backups and disaster-recovery drills (also in storage and metrics)."""
+
+    __tablename__ = "ops_runs"
+    __table_args__ = (Index("ix_ops_runs_kind_started", "kind", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(16))  # backup | drill
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # succeeded | failed
+    # The manifest (backup) or report (drill) in object storage.
+    object_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+    def __repr__(self) -> str:
+        return f"OpsRun(id={self.id!r}, kind={self.kind!r}, status={self.status!r})"

@@ -11,6 +11,8 @@ never commit. Concurrency rules:
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -321,6 +323,22 @@ def _pending_query(limit: int | None) -> Any:
         .order_by(Job.priority.desc(), Job.created_at, Job.id)
     )
     return query if limit is None else query.limit(limit)
+
+
+def stale_queued(session: Session, older_than_s: float, limit: int) -> list[Job]:
+    """Jobs claimed more than ``older_than_s`` ago whose run never started."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    stmt = (
+        select(Job)
+        .where(Job.status == JobStatus.QUEUED.value, Job.updated_at < cutoff)
+        .order_by(Job.priority.desc(), Job.created_at)
+        .limit(limit)
+    )
+    jobs = list(session.execute(stmt).scalars())
+    for job in jobs:
+        job.updated_at = utcnow()  # one retry per interval, not one per pickup run
+    session.flush()
+    return jobs
 
 
 def count_claimable(session: Session) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from include.errors import StorageKeyError
+from include.errors import ObjectNotFound, StorageKeyError
 
 MAX_KEY_LENGTH = 1024
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
@@ -170,6 +170,36 @@ class Storage(ABC):
         """
         self.put_file(key, path, content_type)
         Path(path).unlink(missing_ok=True)
+
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Size of every object under ``prefix`` (for "bytes freed" reports).
+
+        The default costs one request per object; backends whose listing
+        already carries sizes override it. Objects deleted while listing are
+        left out.
+        """
+        found: dict[str, int] = {}
+        for key in self.list(prefix):
+            try:
+                found[key] = self.size(key)
+            except ObjectNotFound:
+                continue
+        return found
+
+    def inventory(self, prefix: str = "") -> list[ObjectInfo]:
+        """:meth:`stat` of every object under ``prefix``, sorted by key (backup manifests).
+
+        Same fingerprints as :meth:`stat` (S3 ETag, local SHA-256), so a
+        later ``stat`` of an unchanged object matches. Objects deleted while
+        listing are left out.
+        """
+        infos: list[ObjectInfo] = []
+        for key in self.list(prefix):
+            try:
+                infos.append(self.stat(key))
+            except ObjectNotFound:
+                continue
+        return infos
 
     def local_path(self, key: str) -> Path | None:
         """The object's own file when the store is a local/shared volume, else None.

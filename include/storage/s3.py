@@ -229,6 +229,24 @@ class S3Storage(Storage):
             else:
                 self.client.compose_object(self.bucket, dst_key, [ComposeSource(self.bucket, src_key)])
 
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        # The listing carries sizes: one request per 1000 keys, not per key.
+        validate_prefix(prefix)
+        self._ensure_bucket()
+        objects = self.client.list_objects(self.bucket, prefix=prefix or None, recursive=True)
+        return {o.object_name: int(o.size or 0) for o in objects if not o.is_dir and o.object_name}
+
+    def inventory(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        # ETags from the listing are the ones stat_object returns.
+        validate_prefix(prefix)
+        self._ensure_bucket()
+        objects = self.client.list_objects(self.bucket, prefix=prefix or None, recursive=True)
+        infos = [
+            ObjectInfo(key=o.object_name, size=int(o.size or 0), etag_or_sha256=(o.etag or "").strip('"'))
+            for o in objects if not o.is_dir and o.object_name
+        ]  # fmt: skip
+        return sorted(infos, key=lambda info: info.key)
+
     def stat(self, key: str) -> ObjectInfo:
         obj = self._stat_object(key)
         return ObjectInfo(key=key, size=int(obj.size or 0), etag_or_sha256=(obj.etag or "").strip('"'))

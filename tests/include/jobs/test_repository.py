@@ -98,7 +98,7 @@ RENDITION = dict(
 def test_migrate_empty_database_reaches_head_and_is_idempotent(empty_url: str) -> None:
     assert current_revision(empty_url) is None
     migrate(empty_url)
-    assert current_revision(empty_url) == head_revision() == "0001"
+    assert current_revision(empty_url) == head_revision() == "0002"
     tables = set(inspect(get_engine(empty_url)).get_table_names())
     assert {"api_keys", "jobs", "rendition_runs", "alembic_version"} <= tables
 
