@@ -178,9 +178,11 @@ def _submit(args: argparse.Namespace) -> int:
         raise CliError(f"{path} is not a file")
     if args.metadata is not None:
         try:
-            json.loads(args.metadata)
+            parsed = json.loads(args.metadata)
         except ValueError:
-            raise CliError("--metadata must be a JSON object, e.g. '{\"title\": \"x\"}'") from None
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise CliError("--metadata must be a JSON object, e.g. '{\"title\": \"x\"}'")
     client = _client(args)
     with open(path, "rb") as fh:
         fields: dict[str, Any] = {"file": (path.name, fh, "application/octet-stream")}
@@ -232,7 +234,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _http_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help=f"API base URL (default: $TRANSCODE_API_URL or {DEFAULT_API_URL})")
-    parser.add_argument("--key", help="API key (default: $TRANSCODE_API_KEY)")
+    # Command lines are visible to other local users (ps); the variable is not.
+    parser.add_argument("--key", help="API key (default: $TRANSCODE_API_KEY, preferred: not visible in ps)")
     tls = parser.add_mutually_exclusive_group()
     tls.add_argument("--ca", metavar="FILE", help="CA bundle to verify the API's TLS certificate with")
     tls.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate (testing only)")

@@ -15,13 +15,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from flask.blueprints import BlueprintSetupState
 from sqlalchemy import select
+from werkzeug.routing import BaseConverter
 
 from api import app_storage, db_session
 from api.auth import current_key_id
 from api.errors import ApiError
 from api.urls import public_url
-from include.errors import IllegalTransition, JobNotFound
+from include.errors import IllegalTransition
 from include.jobs import repository
 from include.jobs.models import Job
 from include.jobs.states import FINAL, JobStatus, as_status
@@ -31,7 +33,9 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("jobs", __name__)
 
-JOB_ID = re.compile(r"[0-9a-f]{32}")
+# What new_id() makes. Anything else cannot name a job and is a 404 from
+# routing, before any query runs.
+JOB_ID_PATTERN = r"[0-9a-f]{32}"
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 # Bounded so a huge offset is a clean 400, not an integer overflow in the database.
@@ -110,16 +114,23 @@ def _status_arg() -> JobStatus | None:
         raise ApiError(400, "invalid_parameter", f"status must be one of: {allowed}.") from None
 
 
-def _job_id(job_id: str) -> str:
-    # Anything that is not a job id cannot name a job: 404 without a query.
-    if not JOB_ID.fullmatch(job_id):
-        raise JobNotFound(job_id)
-    return job_id
-
-
 # --------------------------------------------------------------------------
 # Routes
 # --------------------------------------------------------------------------
+
+
+class JobIdConverter(BaseConverter):
+    """``<job_id:...>`` matches only job ids, so ``/api/jobs/stats`` and
+    malformed ids never reach the per-job routes (a plain 404 from routing),
+    and ``Allow`` headers list only the methods of the route that matched."""
+
+    regex = JOB_ID_PATTERN
+
+
+@bp.record_once
+def _register_converter(state: BlueprintSetupState) -> None:
+    # Recorded before the routes below, so it runs before they are added.
+    state.app.url_map.converters["job_id"] = JobIdConverter
 
 
 @bp.get("/api/jobs")
@@ -170,14 +181,14 @@ def stats() -> Response:
     return jsonify({"counts": counts, "total": sum(counts.values()), "durations": summary})
 
 
-@bp.get("/api/jobs/<job_id>")
+@bp.get("/api/jobs/<job_id:job_id>")
 def get_job(job_id: str) -> Response:
     with db_session() as session:
-        job = repository.get_job(session, _job_id(job_id), current_key_id())
+        job = repository.get_job(session, job_id, current_key_id())
         return jsonify(job_json(job))
 
 
-@bp.delete("/api/jobs/<job_id>")
+@bp.delete("/api/jobs/<job_id:job_id>")
 def cancel_or_delete_job(job_id: str) -> Response:
     """Cancel an unfinished job (200 + job); delete a finished one (204).
 
@@ -185,7 +196,6 @@ def cancel_or_delete_job(job_id: str) -> Response:
     its next progress report, kills its ffmpeg and cleans its staging area.
     """
     owner = current_key_id()
-    job_id = _job_id(job_id)
     with db_session() as session:
         job = repository.get_job(session, job_id, owner)
         if job.status not in FINAL:

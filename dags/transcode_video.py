@@ -26,9 +26,10 @@ from airflow.sdk import Param, dag, get_current_context, task
 from transcode_flow.tasks import job_id_of, mark_job_failed, run_step
 
 from include import pipeline
+from include.config import get_settings
 
 RETRY_ARGS = {
-    "retries": 3,
+    "retries": get_settings().task_retries,
     "retry_delay": timedelta(seconds=15),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),

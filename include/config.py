@@ -66,6 +66,7 @@ class Settings:
     encode_units: int
     hw_encoders: str
     progress_interval_s: float
+    task_retries: int
     # Operations (apply_retention, backup_database, drill_disaster_recovery).
     # Defaults keep direct Settings(...) construction elsewhere working.
     retention_completed_days: int = 90
@@ -117,6 +118,7 @@ def load_settings() -> Settings:
         encode_units=max(1, _env_int("ENCODE_UNITS", 1)),
         hw_encoders=_env("HW_ENCODERS", "auto"),
         progress_interval_s=_env_float("PROGRESS_INTERVAL_S", 2.0),
+        task_retries=max(0, _env_int("TASK_RETRIES", 3)),
         retention_completed_days=_env_int("RETENTION_COMPLETED_DAYS", 90),
         retention_failed_days=_env_int("RETENTION_FAILED_DAYS", 30),
         retention_cancelled_days=_env_int("RETENTION_CANCELLED_DAYS", 30),

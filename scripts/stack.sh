@@ -6,8 +6,14 @@
 #   scripts/stack.sh status
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-RUN_DIR="$TRANSCODE_HOME/var/run"
-LOG_DIR="$TRANSCODE_HOME/var/log"
+VAR_DIR="${TRANSCODE_VAR_DIR:-$TRANSCODE_HOME/var}"
+RUN_DIR="$VAR_DIR/run"
+LOG_DIR="$VAR_DIR/log"
+# Ports can be moved (tests run a private stack beside a developer's one).
+AIRFLOW_PORT="${AIRFLOW__API__PORT:-8080}"
+API_BIND="${TRANSCODE_API_BIND:-127.0.0.1:5000}"
+export AIRFLOW__API__PORT="$AIRFLOW_PORT"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$AIRFLOW_PORT/execution/"
 SECRETS="$AIRFLOW_HOME/stack.env"
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 
@@ -16,7 +22,7 @@ read -r -a components <<< "${STACK_COMPONENTS:-api-server scheduler dag-processo
 
 command_for() {
   case "$1" in
-    api) echo "gunicorn --config $TRANSCODE_HOME/gunicorn.conf.py api.wsgi:app" ;;
+    api) echo "gunicorn --config $TRANSCODE_HOME/gunicorn.conf.py --bind $API_BIND api.wsgi:app" ;;
     *) echo "airflow $1" ;;
   esac
 }
@@ -60,11 +66,11 @@ up() {
     setsid bash -c "exec $(command_for "$c")" >>"$LOG_DIR/$c.log" 2>&1 < /dev/null &
     echo $! > "$RUN_DIR/$c.pid"
   done
-  wait_http "http://127.0.0.1:8080/api/v2/monitor/health" "Airflow api-server" 180
+  wait_http "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health" "Airflow api-server" 180
   if [[ " ${components[*]} " == *" api "* ]]; then
-    wait_http "http://127.0.0.1:5000/healthz" "job API" 60
+    wait_http "http://$API_BIND/healthz" "job API" 60
   fi
-  echo "stack up: Airflow UI http://127.0.0.1:8080 (login admin, password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated), API http://127.0.0.1:5000"
+  echo "stack up: Airflow UI http://127.0.0.1:$AIRFLOW_PORT (login admin, password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated), API http://$API_BIND"
 }
 
 down() {

@@ -45,7 +45,7 @@ from include.ops.common import (
     backend_of,
     manifest_key,
     parse_timestamp,
-    pg_bin_dir,
+    pg_tool,
     pg_target,
     popen_tool,
     record_run,
@@ -94,7 +94,7 @@ def dump_postgres(url: str, key: str, *, storage: Storage, settings: Settings, c
     they describe exactly the rows in the dump.
     """
     target = pg_target(url)
-    pg_dump = pg_bin_dir(settings) / "pg_dump"
+    pg_dump = pg_tool("pg_dump", settings)
     started = time.monotonic()
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
@@ -231,7 +231,7 @@ def dump_databases(
     elif airflow_url:
         skipped.append("airflow metadata database is SQLite (development set-up): not backed up")
     else:
-        skipped.append("airflow metadata database URL unknown: not backed up")
+        skipped.append("airflow metadata database not backed up: set TRANSCODE_AIRFLOW_DATABASE_URL (tasks cannot read Airflow's own URL)")
     for note in skipped:
         log.info("%s", note)
     return {"stamp": stamp, "started_at": started_at.isoformat(), "databases": databases, "skipped": skipped}

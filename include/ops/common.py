@@ -278,6 +278,17 @@ def pg_bin_dir(settings: Settings | None = None) -> Path:
     )
 
 
+def pg_tool(name: str, settings: Settings | None = None) -> Path:
+    """Path of ``pg_dump``/``pg_restore``; OpsInputError (no retries) when it is not there."""
+    path = pg_bin_dir(settings) / name
+    if not os.access(path, os.X_OK):
+        raise OpsInputError(
+            f"cannot run {path}: install the PostgreSQL client tools (same major version as the server or "
+            "newer) or point TRANSCODE_PG_BIN at them"
+        )
+    return path
+
+
 @dataclass(frozen=True)
 class PgTarget:
     """A PostgreSQL URL as libpq command-line options plus environment.

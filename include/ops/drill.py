@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,6 @@ from sqlalchemy import create_engine, pool, text
 from include.config import Settings, get_settings
 from include.errors import ObjectNotFound
 from include.jobs.db import alembic_config, head_revision, session_scope
-from include.jobs.models import RetentionItem
 from include.ops.common import (
     DRILL_PREFIX,
     MANIFEST_PREFIX,
@@ -55,7 +54,7 @@ from include.ops.common import (
     backend_of,
     manifest_key,
     parse_timestamp,
-    pg_bin_dir,
+    pg_tool,
     pg_target,
     record_run,
     redact,
@@ -78,6 +77,8 @@ _SCRATCH_NAME = re.compile(r"transcode_drill_[a-z0-9_]{1,46}")
 # How many examples a finding lists before saying "and N more".
 EXAMPLES = 5
 RESTORE_TIMEOUT_S = 4 * 3600.0
+# A scratch database this old belongs to a drill that died without its teardown.
+STALE_AFTER = timedelta(hours=12)
 
 
 # --------------------------------------------------------------------------
@@ -191,6 +192,37 @@ def drop_scratch_database(name: str, *, settings: Settings | None = None, engine
     return dropped
 
 
+def cleanup_scratch(name: str, *, max_age: timedelta = STALE_AFTER, settings: Settings | None = None) -> dict[str, Any]:
+    """The drill's teardown: drop its own scratch database and any stale ones.
+
+    A drill whose worker was killed outright leaves its copy behind; the
+    next drill's teardown removes every ``transcode_drill_*`` older than
+    ``max_age`` (scratch names carry their creation time).
+    """
+    settings = settings or get_settings()
+    dropped = [name] if drop_scratch_database(name, settings=settings) else []
+    cutoff = utcnow() - max_age
+    stale: set[str] = set()
+    for path in settings.scratch_dir.glob(f"{SCRATCH_PREFIX}*.sqlite"):
+        stale.add(path.name.removesuffix(".sqlite"))
+    if _postgres_available(settings):
+        admin = _admin(settings)
+        try:
+            with admin.connect() as conn:
+                rows = conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                                    {"p": SCRATCH_PREFIX + "%"})  # fmt: skip
+                stale.update(row[0] for row in rows)
+        finally:
+            admin.dispose()
+    for other in sorted(stale - {name}):
+        match = re.match(rf"{SCRATCH_PREFIX}(\d{{8}}t\d{{6}}z)_", other)
+        if not match or not _SCRATCH_NAME.fullmatch(other):
+            continue
+        if parse_timestamp(match.group(1).upper()) < cutoff and drop_scratch_database(other, settings=settings):
+            dropped.append(other)
+    return {"dropped": dropped}
+
+
 def _postgres_available(settings: Settings) -> bool:
     url = settings.drill_database_url or settings.database_url
     return backend_of(url) == "postgresql"
@@ -241,7 +273,7 @@ def pg_restore_command(dump: Path, target_url: str, settings: Settings, jobs: in
     target = pg_target(target_url)
     jobs = jobs or max(1, min(4, os.cpu_count() or 1))
     argv = [
-        str(pg_bin_dir(settings) / "pg_restore"), "--exit-on-error", "--no-owner", "--no-privileges",
+        str(pg_tool("pg_restore", settings)), "--exit-on-error", "--no-owner", "--no-privileges",
         f"--jobs={jobs}", "--no-password", *target.args, f"--dbname={target.database}", str(dump),
     ]  # fmt: skip
     return argv, target.env
@@ -261,7 +293,7 @@ def restore_dump(entry: dict[str, Any], dump: Path, target_url: str, settings: S
 
 def check_archive(dump: Path, settings: Settings) -> int:
     """Entries in a custom-format dump's table of contents (proves it reads to the end of its TOC)."""
-    out = run_tool([str(pg_bin_dir(settings) / "pg_restore"), "--list", str(dump)], {}, 600, "pg_restore --list")
+    out = run_tool([str(pg_tool("pg_restore", settings)), "--list", str(dump)], {}, 600, "pg_restore --list")
     return sum(1 for line in out.splitlines() if line and not line.startswith(";"))
 
 
@@ -421,7 +453,9 @@ def decode_master(manifest: dict[str, Any], job_id: str, storage: Storage, workd
             storage.get_file(key, root / key[len(prefix):])
         except ObjectNotFound:
             return [f"cannot decode {master_key}: {key} is missing from storage"]
-    args = ["-protocol_whitelist", "file", "-i", str(root / "master.m3u8"),
+    # -v warning: a segment the HLS demuxer cannot open, or a corrupt frame,
+    # is only a warning and ffmpeg still exits 0, so any output is a finding.
+    args = ["-v", "warning", "-protocol_whitelist", "file", "-i", str(root / "master.m3u8"),
             "-map", "0:v?", "-map", "0:a?", "-f", "null", "-"]  # fmt: skip
     try:
         result = run_ffmpeg(args, timeout_s=timeout_s)
@@ -687,6 +721,7 @@ def _publish(report: dict[str, Any], settings: Settings, storage: Storage) -> No
 
 __all__ = [
     "check_archive",
+    "cleanup_scratch",
     "completed_jobs",
     "create_scratch_database",
     "decode_master",

@@ -60,3 +60,12 @@ def mark_job_failed(context: dict[str, Any]) -> None:
         fail_job(str(job_id), reason)
     except Exception:  # a callback must never mask the task's own failure
         log.exception("could not mark job %s failed", job_id)
+
+
+def run_id_of(context: dict[str, Any]) -> str:
+    """The Airflow run id: the key that makes an operations run resumable.
+
+    apply_retention stores its plan under it, so a retried or cleared task
+    finds the plan of its own run instead of starting another one.
+    """
+    return str(context["run_id"])

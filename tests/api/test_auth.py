@@ -102,3 +102,11 @@ def test_no_cookies_are_ever_set(client, keys):
     alice, _ = keys
     for response in (client.get("/api/jobs", headers=alice.headers), client.get("/api/jobs"), client.get("/nope")):
         assert "Set-Cookie" not in response.headers
+
+
+@pytest.mark.parametrize(("trusted", "logged"), [(0, "127.0.0.1"), (1, "203.0.113.7")])
+def test_client_address_comes_from_x_forwarded_for_only_behind_trusted_proxies(make_app, caplog, trusted, logged):
+    client = make_app(trusted_proxies=trusted).test_client()
+    caplog.set_level(logging.WARNING)
+    client.get("/api/jobs", headers={"X-API-Key": "tf_wrong", "X-Forwarded-For": "203.0.113.7"})
+    assert f"rejected API key from {logged} " in caplog.text

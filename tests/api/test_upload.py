@@ -236,3 +236,11 @@ def test_file_parts_stream_to_scratch_files(app, settings, clips):
         assert path.read_bytes() == clips["mp4"].read_bytes()
     assert not path.exists()
     assert scratch_files(settings) == []
+
+
+def test_line_breaks_in_a_large_file_do_not_trip_the_form_memory_cap(client, settings, keys):
+    """werkzeug keeps a partial boundary (everything after a trailing CR/LF)
+    in its parser buffer; that buffer must not count as 'form memory'."""
+    chunk = bytes(range(256)) * 255 + b"\r"  # 65281 bytes ending in CR
+    response = upload(client, settings, keys[0], chunk * 40, filename="noise.mp4")
+    assert response.status_code == 415  # parsed completely, then refused as not a video
