@@ -19,12 +19,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy import text
 
-from api import app_settings, app_storage, db_session
+from api import app_storage, db_session
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,9 @@ def _storage_ready() -> None:
     storage.exists("readyz/probe")
 
 
-def _run_check(check: Callable[[], None], app: object) -> str:
+def _run_check(check: Callable[[], None], app: Flask) -> str:
     def in_context() -> None:
-        with app.app_context():  # type: ignore[attr-defined]
+        with app.app_context():  # the check runs in a pool thread
             check()
 
     try:
@@ -132,10 +132,7 @@ def _run_check(check: Callable[[], None], app: object) -> str:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    from flask import current_app
-
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    app_settings()  # fail here, not in a worker thread, if the app is misconfigured
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     checks = {"database": _run_check(_database_ready, app), "storage": _run_check(_storage_ready, app)}
     ready = all(state == "ok" for state in checks.values())
     response = jsonify({"status": "ok" if ready else "unavailable", "checks": checks})

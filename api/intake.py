@@ -21,6 +21,7 @@ from flask import Request, current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api import SETTINGS_KEY
 from api.errors import ApiError
 from include.config import Settings, get_settings
 from include.jobs import repository
@@ -52,7 +53,7 @@ class UploadRequest(Request):
         filename: str | None = None,
         content_length: int | None = None,
     ) -> IO[bytes]:
-        settings: Settings = current_app.config.get("TRANSCODE_SETTINGS") or get_settings()
+        settings: Settings = current_app.config.get(SETTINGS_KEY) or get_settings()
         settings.scratch_dir.mkdir(parents=True, exist_ok=True)
         # delete=False: the file is moved into storage by name; close() below
         # removes whatever is left.

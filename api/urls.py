@@ -11,6 +11,7 @@ import re
 
 from flask import current_app, has_app_context
 
+from api import SETTINGS_KEY
 from include.config import get_settings
 from include.storage import validate_key
 
@@ -19,8 +20,10 @@ _POSTER_KEY = re.compile(r"processed/(?P<job>[0-9a-f]{32})/poster\.jpg")
 
 
 def _base_url() -> str:
-    if has_app_context() and "TRANSCODE_SETTINGS" in current_app.config:
-        return current_app.config["TRANSCODE_SETTINGS"].public_base_url.rstrip("/")
+    # The serving app's settings when there is one (tests build apps with
+    # their own), else the process-wide ones (scripts, DAG code).
+    if has_app_context() and SETTINGS_KEY in current_app.config:
+        return current_app.config[SETTINGS_KEY].public_base_url.rstrip("/")
     return get_settings().public_base_url.rstrip("/")
 
 

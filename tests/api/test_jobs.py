@@ -240,3 +240,20 @@ def test_delete_completed_job_removes_its_objects_and_row(client, settings, stor
         assert repository.list_renditions(session, job_id) == []
         assert session.scalar(select(func.count()).select_from(Job)) == 1
     assert client.delete(f"/api/jobs/{job_id}", headers=alice.headers).status_code == 404
+
+
+def test_public_url_maps_published_keys_only(app):
+    from api.urls import public_url
+    from include.errors import StorageKeyError
+
+    job = "0123456789abcdef0123456789abcdef"
+    with app.app_context():
+        assert public_url(f"processed/{job}/hls/master.m3u8") == f"https://media.example.test/hls/{job}/master.m3u8"
+        assert public_url(f"processed/{job}/hls/720p/seg_1.m4s") == f"https://media.example.test/hls/{job}/720p/seg_1.m4s"
+        assert public_url(f"processed/{job}/poster.jpg") == f"https://media.example.test/hls/{job}/poster.jpg"
+        for private in (f"sources/{job}/clip.mp4", f"work/{job}/hls/master.m3u8", f"processed/{job}/other.txt",
+                        "processed/not-a-job/hls/master.m3u8"):  # fmt: skip
+            with pytest.raises(ValueError):
+                public_url(private)
+        with pytest.raises(StorageKeyError):  # not even a valid key
+            public_url(f"processed/{job}/hls/../../../etc/passwd")
