@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ENV := source scripts/env.sh &&
 VIDEO ?=
 
-.PHONY: demo test bench deps venv airflow-db up down status clean
+.PHONY: demo test bench load deps venv airflow-db up down status clean
 
 deps:
 	@scripts/install_deps.sh
@@ -19,9 +19,9 @@ venv: deps $(STAMP)
 airflow-db: venv
 	@scripts/setup_airflow.sh
 
-## Run one video (default: Big Buck Bunny clip) through the real transcode_video DAG.
+## Start the stack, upload one video (default: Big Buck Bunny clip) over HTTP, wait, print the result.
 demo: airflow-db
-	@$(ENV) python scripts/run_pipeline.py $(if $(VIDEO),"$(abspath $(VIDEO))")
+	@$(ENV) python scripts/demo.py $(if $(VIDEO),"$(abspath $(VIDEO))")
 
 ## The whole test suite (starts its own PostgreSQL and S3 stand-in).
 test: airflow-db
@@ -40,6 +40,10 @@ down:
 
 status:
 	@scripts/stack.sh status
+
+## The seed's locust scenario (10 users, 2 min) against the running stack.
+load: venv
+	@scripts/load_test.sh
 
 clean: down
 	rm -rf var

@@ -67,6 +67,7 @@ def _outputs(job: Job) -> dict[str, Any] | None:
         "master_url": public_url(master),
         "poster_key": poster,
         "poster_url": public_url(poster) if poster else None,
+        "duration_s": stored.get("duration_s"),
         "renditions": list(stored.get("renditions") or []),
     }
 

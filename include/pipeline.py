@@ -439,7 +439,7 @@ def publish_job(job_id: str) -> str:
 
 def finalize_job(job_id: str) -> dict[str, Any]:
     """Mark the job completed, only once its master playlist is published."""
-    begin_step(job_id)
+    job = begin_step(job_id)
     storage = get_storage()
     if not storage.exists(master_key(job_id)):
         raise RuntimeError(f"master playlist of job {job_id} is not published; rerun the upload task")
@@ -454,6 +454,7 @@ def finalize_job(job_id: str) -> dict[str, Any]:
             "master_key": master_key(job_id),
             "master_url": storage.url_for(master_key(job_id)),
             "poster_key": poster_key(job_id) if storage.exists(poster_key(job_id)) else None,
+            "duration_s": (job.probe or {}).get("duration_s"),
             "renditions": renditions,
         }
         repository.set_outputs(session, job_id, outputs)
