@@ -341,6 +341,84 @@ def verify_database(entry: dict[str, Any], url: str, *, upgrade: bool = True) ->
     return findings
 
 
+def _is_empty_or_create(target_url: str, create: bool) -> None:
+    """Refuse a database that already holds tables; create a missing one when asked."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    engine = create_engine(target_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            tables = inspect(conn).get_table_names()
+        if tables:
+            raise OpsInputError(f"{redact(target_url)} already has tables ({', '.join(sorted(tables)[:5])}): "
+                                "restore into a new, empty database")  # fmt: skip
+        return
+    except OperationalError as exc:
+        if not create or "does not exist" not in str(exc):
+            raise
+    finally:
+        engine.dispose()
+    name = make_url(target_url).database
+    admin = create_engine(with_database(target_url, "postgres"), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
+    finally:
+        admin.dispose()
+    log.info("created database %s", name)
+
+
+def restore_backup(
+    selector: str | None,
+    target_url: str,
+    *,
+    create: bool = False,
+    settings: Settings | None = None,
+    storage: Storage | None = None,
+) -> dict[str, Any]:
+    """The real restore (runbook step 3): fetch, verify, pg_restore, verify, migrate.
+
+    ``target_url`` must be a new, empty PostgreSQL database (``create``
+    makes it when missing) or a SQLite path that does not exist yet.
+    Raises VerificationFailed when the backup or the restored copy is not
+    what the manifest describes.
+    """
+    settings = settings or get_settings()
+    storage = storage or get_storage()
+    key = find_backup(selector, storage=storage)
+    manifest = load_manifest(key, storage)
+    app = next(d for d in manifest["databases"] if d["kind"] == "app")
+    started = time.monotonic()
+    if app["engine"] == "postgresql":
+        if backend_of(target_url) != "postgresql":
+            raise OpsInputError("a PostgreSQL dump restores into a PostgreSQL database")
+        _is_empty_or_create(target_url, create)
+    else:
+        target = Path(target_url.removeprefix("sqlite:///"))
+        if target.exists():
+            raise OpsInputError(f"{target} exists: restore a SQLite backup to a new path")
+    with scratch_dir(settings, "restore") as work:
+        dump = fetch_dump(app, work, storage)
+        restore_dump(app, dump, target_url, settings)
+    findings = verify_database(app, target_url)
+    if findings:
+        raise VerificationFailed(f"restored {redact(target_url)} differs from {key}: " + "; ".join(findings), findings)
+    engine = create_engine(target_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            revision = alembic_revision(conn)
+    finally:
+        engine.dispose()
+    result = {"manifest_key": key, "backup_created_at": manifest.get("created_at"), "target": redact(target_url),
+              "rows": {t: v["rows"] for t, v in app["tables"].items()}, "alembic_revision": revision,
+              "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
+    log.info("restored %s into %s in %.1f s; verified against the manifest; at revision %s",
+             key, redact(target_url), result["seconds"], revision)  # fmt: skip
+    return result
+
+
 # --------------------------------------------------------------------------
 # published outputs
 # --------------------------------------------------------------------------
@@ -732,6 +810,7 @@ __all__ = [
     "pg_restore_command",
     "purged_since",
     "render_markdown",
+    "restore_backup",
     "restore_dump",
     "run_drill",
     "scratch_database_name",

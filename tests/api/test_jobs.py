@@ -151,6 +151,7 @@ def test_get_own_job_and_outputs_links(client, settings, keys):
         "master_url": f"https://media.example.test/hls/{done}/master.m3u8",
         "poster_key": f"processed/{done}/poster.jpg",
         "poster_url": f"https://media.example.test/hls/{done}/poster.jpg",
+        "duration_s": None,
         "renditions": [{"name": "720p", "width": 1280, "height": 720, "bitrate_kbps": 3000}],
     }
 
