@@ -6,6 +6,10 @@ pipeline-vs-ffmpeg
     60 s 1080p source, against ONE hand-written ffmpeg command that makes the
     same ladder (same rungs, bitrates, x264 preset, GOP, audio) as fMP4 HLS
     from the same source. Target: ratio (pipeline / ffmpeg) <= 1.15.
+intake
+    POST → transcode run running latency (p95 vs the 10 s target) and the
+    gunicorn worker's RSS growth during a 2 GB upload (vs 100 MB), on a
+    private copy of the stack (scripts/bench_intake.py).
 
 The machine is shared and noisy: runs alternate (baseline, pipeline, ...)
 and the median of ``BENCH_REPEAT`` (default 1) is reported.
@@ -26,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_intake import bench_intake, print_intake
 
 from include.config import PROJECT_ROOT
 from include.media.hls import MASTER
@@ -155,7 +161,10 @@ def print_pipeline(result: dict) -> None:
     print(f"pipeline/ffmpeg wall ratio {result['wall_ratio']:.3f} -> {verdict}")
 
 
-BENCHES = {"pipeline-vs-ffmpeg": (bench_pipeline_vs_ffmpeg, print_pipeline)}
+BENCHES = {
+    "pipeline-vs-ffmpeg": (bench_pipeline_vs_ffmpeg, print_pipeline),
+    "intake": (bench_intake, print_intake),
+}
 
 
 def main() -> int:
