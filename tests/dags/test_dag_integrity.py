@@ -137,7 +137,7 @@ def test_transcode_video_only_uses_include_pipeline() -> None:
     """The DAG wires steps from include.pipeline; settings only for its retry count."""
     tree = ast.parse((DAGS_DIR / "transcode_video.py").read_text())
     project = {n for n in _imports(tree) if n.split(".")[0] in {"include", "security", "api"}}
-    assert project == {"include", "include.pipeline", "include.config"}, project
+    assert project == {"include", "include.pipeline", "include.config", "include.config.get_settings"}, project
 
 
 def test_include_never_imports_airflow() -> None:
