@@ -10,6 +10,10 @@ intake
     POST → transcode run running latency (p95 vs the 10 s target) and the
     gunicorn worker's RSS growth during a 2 GB upload (vs 100 MB), on a
     private copy of the stack (scripts/bench_intake.py).
+backup-restore
+    Backup, restore and verify of 10,000 seeded jobs on a throw-away
+    PostgreSQL against the seed's targets (backup < 5 min, recovery < 1 h)
+    and ours (all three < 60 s) (scripts/bench_ops.py).
 
 The machine is shared and noisy: runs alternate (baseline, pipeline, ...)
 and the median of ``BENCH_REPEAT`` (default 1) is reported.
@@ -32,6 +36,7 @@ import time
 from pathlib import Path
 
 from bench_intake import bench_intake, print_intake
+from bench_ops import bench_backup_restore, print_backup_restore
 
 from include.config import PROJECT_ROOT
 from include.media.hls import MASTER
@@ -164,6 +169,7 @@ def print_pipeline(result: dict) -> None:
 BENCHES = {
     "pipeline-vs-ffmpeg": (bench_pipeline_vs_ffmpeg, print_pipeline),
     "intake": (bench_intake, print_intake),
+    "backup-restore": (bench_backup_restore, print_backup_restore),
 }
 
 
