@@ -55,7 +55,12 @@ def mark_job_failed(context: dict[str, Any]) -> None:
     if isinstance(cause, InputRejected):
         reason = str(cause)
     else:
-        reason = f"{task_id} failed: {cause}" if cause else f"{task_id} failed"
+        # Internal errors can name hosts, paths or keys: the job row (which the
+        # API shows to users) gets the step and the error class; the details
+        # stay in the task log for operators.
+        kind = type(cause).__name__ if cause else "error"
+        reason = f"{task_id} failed ({kind}); see the Airflow task log, then clear the task to rerun it"
+        log.error("job %s: %s failed: %s", job_id, task_id, cause)
     try:
         fail_job(str(job_id), reason)
     except Exception:  # a callback must never mask the task's own failure

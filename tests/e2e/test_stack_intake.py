@@ -117,3 +117,36 @@ def test_run_marked_failed_in_airflow_fails_the_job_and_stops_ffmpeg(stack: Stac
 
     wait_for(no_encoder_left, 90, what="ffmpeg to stop after the run was failed")
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_cancel_through_the_api_stops_the_encoder_and_cleans_staging(stack: Stack, tmp_path: Path) -> None:
+    import requests
+
+    from security.api_keys import create_api_key
+
+    with session_scope(db_url(stack)) as session:
+        key_row, key = create_api_key(session, "cancel-test")
+        owner = key_row.id
+    video = mf.make_clip(tmp_path, width=1280, height=720, seconds=90, fps=25)
+    job_id = new_id()
+    LocalStorage(stack.root / "storage").put_file(source_key(job_id, video.name), video)
+    with session_scope(db_url(stack)) as session:
+        repository.create_job(session, job_id=job_id, source_name=video.name, owner_key_id=owner,
+                              source_key=source_key(job_id, video.name))  # fmt: skip
+    wait_for(lambda: job_state(stack, job_id).progress > 12, 240, what="the encode to start")
+    response = requests.delete(f"{stack.api_url}/api/jobs/{job_id}", headers={"X-API-Key": key}, timeout=30)
+    assert response.status_code == 200 and response.json()["status"] == "cancelled", response.text
+
+    def encoder_gone() -> bool:
+        return not any(
+            p.info["name"] == "ffmpeg" and job_id in " ".join(p.info["cmdline"] or [])
+            and p.status() != psutil.STATUS_ZOMBIE
+            for p in psutil.process_iter(["name", "cmdline"])
+        )
+
+    wait_for(encoder_gone, 30, what="the encoder to stop after cancel")
+    run = f"/dags/transcode_video/dagRuns/{job_state(stack, job_id).airflow_run_id}"
+    wait_for(lambda: stack.airflow("GET", run).json()["state"] == "failed", 120, what="the run to end")
+    job = job_state(stack, job_id)
+    assert job.status == "cancelled", "a cancelled job stays cancelled when its run ends"
+    assert not list((stack.root / "storage" / "work").glob(f"{job_id}/**/*.*")), "staged files must be removed"
