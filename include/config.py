@@ -87,6 +87,8 @@ class Settings:
     public_base_url: str = "https://127.0.0.1:8443"
     max_upload_bytes: int = 20 * 1024**3
     trusted_proxies: int = 0
+    # Delivery: how long a signed /hls/ URL handed out by the API stays valid.
+    hls_url_ttl_s: int = 6 * 3600
 
     @property
     def database_is_postgres(self) -> bool:
@@ -138,6 +140,7 @@ def load_settings() -> Settings:
         max_upload_bytes=_env_int("MAX_UPLOAD_BYTES", _env_int("MAX_SOURCE_BYTES", 20 * 1024**3)),
         # 0 = trust no X-Forwarded-* header: the API logs the real peer address.
         trusted_proxies=max(0, _env_int("TRUSTED_PROXIES", 0)),
+        hls_url_ttl_s=max(1, _env_int("HLS_URL_TTL_S", 6 * 3600)),
     )
 
 

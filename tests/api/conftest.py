@@ -17,6 +17,9 @@ from include.jobs.db import dispose_engines, migrate, session_scope
 from include.storage import clear_storage_cache, get_storage
 from include.storage.local import LocalStorage
 from security.api_keys import create_api_key
+from security.secrets import clear_cache as clear_secret_cache
+
+HLS_SECRET = "test-hls-signing-secret-0123456789"
 
 # Variables that would leak a developer's environment into the tests.
 _ISOLATE = ("MAX_UPLOAD_BYTES", "MAX_SOURCE_BYTES", "TRUSTED_PROXIES", "MAX_WIDTH", "MAX_HEIGHT",
@@ -44,6 +47,8 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     monkeypatch.setenv("TRANSCODE_STORAGE_URL", (tmp_path / "var" / "storage").as_uri())
     monkeypatch.setenv("TRANSCODE_SCRATCH_DIR", str(tmp_path / "var" / "scratch"))
     monkeypatch.setenv("TRANSCODE_PUBLIC_BASE_URL", "https://media.example.test/")
+    monkeypatch.setenv("TRANSCODE_HLS_SIGNING_SECRET", HLS_SECRET)  # signs outputs' URLs
+    clear_secret_cache()
     loaded = load_settings()
     migrate(loaded.database_url)
     yield loaded

@@ -3,6 +3,8 @@ against a real (SQLite) database and local storage."""
 
 from __future__ import annotations
 
+import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +14,8 @@ from include.jobs import repository
 from include.jobs.db import session_scope
 from include.jobs.models import Job
 from include.jobs.states import JobStatus
+from security import signed_urls
+from tests.api.conftest import HLS_SECRET
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -143,14 +147,22 @@ def test_get_own_job_and_outputs_links(client, settings, keys):
     done = make_job(settings, alice, status=JobStatus.COMPLETED)
     body = client.get(f"/api/jobs/{pending}", headers=alice.headers).get_json()
     assert body["job_id"] == pending and body["status"] == "pending" and body["outputs"] is None
+    before = int(time.time())
     body = client.get(f"/api/jobs/{done}", headers=alice.headers).get_json()
     assert body["status"] == "completed" and body["progress"] == 100
     assert body["started_at"].endswith("Z") and body["finished_at"].endswith("Z")
-    assert body["outputs"] == {
+    outputs = body["outputs"]
+    for field, path in (("master_url", "master.m3u8"), ("poster_url", "poster.jpg")):
+        # Signed for the whole job prefix, valid TRANSCODE_HLS_URL_TTL_S (6 h by default).
+        match = re.fullmatch(rf"https://media\.example\.test/hls/([A-Za-z0-9_-]{{22}})/([0-9]+)/{done}/{re.escape(path)}",
+                             outputs.pop(field))  # fmt: skip
+        assert match, field
+        expires = int(match[2])
+        assert before + 6 * 3600 <= expires <= int(time.time()) + 6 * 3600
+        assert match[1] == signed_urls.token(done, expires, HLS_SECRET)
+    assert outputs == {
         "master_key": f"processed/{done}/hls/master.m3u8",
-        "master_url": f"https://media.example.test/hls/{done}/master.m3u8",
         "poster_key": f"processed/{done}/poster.jpg",
-        "poster_url": f"https://media.example.test/hls/{done}/poster.jpg",
         "duration_s": None,
         "renditions": [{"name": "720p", "width": 1280, "height": 720, "bitrate_kbps": 3000}],
     }
@@ -243,15 +255,46 @@ def test_delete_completed_job_removes_its_objects_and_row(client, settings, stor
     assert client.delete(f"/api/jobs/{job_id}", headers=alice.headers).status_code == 404
 
 
-def test_public_url_maps_published_keys_only(app):
+def test_public_url_signs_published_keys(app):
+    from api.urls import public_url
+
+    job = "0123456789abcdef0123456789abcdef"
+    with app.app_context():
+        for key, path in ((f"processed/{job}/hls/master.m3u8", "master.m3u8"),
+                          (f"processed/{job}/hls/720p/seg_1.m4s", "720p/seg_1.m4s"),
+                          (f"processed/{job}/poster.jpg", "poster.jpg")):  # fmt: skip
+            url = public_url(key)
+            prefix, _, rest = url.partition("/hls/")
+            token, expires, rest = rest.split("/", 2)
+            assert prefix == "https://media.example.test" and rest == f"{job}/{path}"
+            assert token == signed_urls.token(job, int(expires), HLS_SECRET)
+
+
+def test_signed_url_ttl_is_configurable(make_app):
+    from api.urls import public_url
+
+    job = "0123456789abcdef0123456789abcdef"
+    with make_app(hls_url_ttl_s=60).app_context():
+        expires = int(public_url(f"processed/{job}/hls/master.m3u8").split("/")[5])
+    assert abs(expires - (time.time() + 60)) <= 2
+
+
+def test_signed_url_without_secret_is_an_error(app, monkeypatch):
+    from api.urls import public_url
+    from security.secrets import SecretUnavailable, clear_cache
+
+    monkeypatch.delenv("TRANSCODE_HLS_SIGNING_SECRET")
+    clear_cache()
+    with app.app_context(), pytest.raises(SecretUnavailable):
+        public_url("processed/0123456789abcdef0123456789abcdef/hls/master.m3u8")
+
+
+def test_public_url_rejects_unpublished_keys(app):
     from api.urls import public_url
     from include.errors import StorageKeyError
 
     job = "0123456789abcdef0123456789abcdef"
     with app.app_context():
-        assert public_url(f"processed/{job}/hls/master.m3u8") == f"https://media.example.test/hls/{job}/master.m3u8"
-        assert public_url(f"processed/{job}/hls/720p/seg_1.m4s") == f"https://media.example.test/hls/{job}/720p/seg_1.m4s"
-        assert public_url(f"processed/{job}/poster.jpg") == f"https://media.example.test/hls/{job}/poster.jpg"
         for private in (f"sources/{job}/clip.mp4", f"work/{job}/hls/master.m3u8", f"processed/{job}/other.txt",
                         "processed/not-a-job/hls/master.m3u8"):  # fmt: skip
             with pytest.raises(ValueError):
