@@ -107,13 +107,13 @@ def begin_step(job_id: str) -> repository.Job:
     """
     with session_scope() as session:
         job = repository.get_job(session, job_id)
-        if job.status == JobStatus.CANCELLED:
-            session.rollback()
-            raise_if_cancelled(job_id)
-        if job.status != JobStatus.PROCESSING:
+        cancelled = job.status == JobStatus.CANCELLED
+        if not cancelled and job.status != JobStatus.PROCESSING:
             job = repository.transition(session, job_id, JobStatus.PROCESSING)
         session.expunge(job)
-        return job
+    if cancelled:
+        raise_if_cancelled(job_id)
+    return job
 
 
 def _set_progress(job_id: str, percent: float) -> bool:
@@ -133,7 +133,7 @@ def raise_if_cancelled(job_id: str) -> None:
 
 
 # --------------------------------------------------------------------------
-# intake (used by the demo, the CLI and the API)
+# intake for local files (scripts/run_pipeline.py, tests); the API has its own streaming intake
 # --------------------------------------------------------------------------
 
 

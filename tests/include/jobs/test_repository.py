@@ -627,3 +627,20 @@ def test_session_scope_rolls_back_on_error(url: str) -> None:
             raise RuntimeError("boom")
     with session_scope(url) as s:
         assert repo.list_jobs(s) == []
+
+
+def test_stale_queued_jobs_are_offered_again_once_per_interval(url: str) -> None:
+    from datetime import timedelta
+
+    from include.jobs.models import utcnow
+
+    with session_scope(url) as s:
+        job_id = repo.create_job(s, source_name="a.mp4", source_key="sources/a/a.mp4").id
+        repo.claim_pending(s, 1)
+    with session_scope(url) as s:
+        assert repo.stale_queued(s, 600, 10) == [], "freshly claimed jobs are not stale"
+        s.get(Job, job_id).updated_at = utcnow() - timedelta(minutes=11)
+    with session_scope(url) as s:
+        assert [j.id for j in repo.stale_queued(s, 600, 10)] == [job_id]
+    with session_scope(url) as s:
+        assert repo.stale_queued(s, 600, 10) == [], "offered once per interval"
