@@ -35,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_delivery import bench_delivery, print_delivery
 from bench_intake import bench_intake, print_intake
 from bench_ops import bench_backup_restore, print_backup_restore
 from run_pipeline import default_video
@@ -165,6 +166,7 @@ BENCHES = {
     "pipeline-vs-ffmpeg": (bench_pipeline_vs_ffmpeg, print_pipeline),
     "intake": (bench_intake, print_intake),
     "backup-restore": (bench_backup_restore, print_backup_restore),
+    "delivery": (bench_delivery, print_delivery),
 }
 
 

@@ -1,7 +1,7 @@
 """A private copy of the local stack (`make up`) for tests and benchmarks.
 
 Same script, same components (Airflow api-server, scheduler, dag-processor,
-triggerer on LocalExecutor, and the job API under gunicorn), but on free
+triggerer on LocalExecutor, the job API under gunicorn and NGINX), but on free
 ports with its own AIRFLOW_HOME and TRANSCODE_VAR_DIR, so it never touches a
 developer's running stack.
 """
@@ -34,6 +34,8 @@ class Stack:
     root: Path
     airflow_port: int
     api_port: int
+    https_port: int = 0  # NGINX (HTTPS: API, signed HLS, player)
+    http_port: int = 0  # NGINX (HTTP: 301 to HTTPS)
     env: dict[str, str] = field(default_factory=dict)
     _token: str | None = None
 
@@ -44,6 +46,15 @@ class Stack:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def https_url(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}"
+
+    @property
+    def ca_cert(self) -> Path:
+        """The private stack's local CA (verify=stack.ca_cert for https_url)."""
+        return self.root / "tls" / "ca.pem"
 
     def run(self, action: str, timeout: int = 400) -> subprocess.CompletedProcess:
         return subprocess.run([str(STACK), action], env=self.env, capture_output=True, text=True, timeout=timeout)
@@ -70,7 +81,8 @@ class Stack:
 
 
 def start_stack(root: Path, components: str | None = None, extra_env: dict[str, str] | None = None) -> Stack:
-    stack = Stack(root=root, airflow_port=free_port(), api_port=free_port())
+    stack = Stack(root=root, airflow_port=free_port(), api_port=free_port(), https_port=free_port(),
+                  http_port=free_port())  # fmt: skip
     stack.env = {
         **os.environ,
         "AIRFLOW_HOME": str(root / "airflow"),
@@ -79,6 +91,9 @@ def start_stack(root: Path, components: str | None = None, extra_env: dict[str, 
         "TRANSCODE_STORAGE_URL": "",
         "AIRFLOW__API__PORT": str(stack.airflow_port),
         "TRANSCODE_API_BIND": f"127.0.0.1:{stack.api_port}",
+        "TRANSCODE_HTTPS_PORT": str(stack.https_port),
+        "TRANSCODE_HTTP_PORT": str(stack.http_port),
+        "TRANSCODE_PUBLIC_BASE_URL": f"https://127.0.0.1:{stack.https_port}",
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
         **(extra_env or {}),
     }

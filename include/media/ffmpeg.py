@@ -55,6 +55,29 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _kill_child_on_sigterm(proc: subprocess.Popen) -> Callable[[], None]:
+    """Kill ffmpeg as soon as this process gets SIGTERM, then defer to the old handler.
+
+    Airflow 3's task runner answers SIGTERM with ``on_kill()`` and keeps
+    running (SIGKILL follows later), so without this an encode would go on
+    until the escalation. Returns a function that restores the old handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: object) -> None:
+        if proc.poll() is None:
+            proc.kill()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def build_command(args: list[str]) -> list[str]:
     """The full ffmpeg command line with machine-readable progress on stdout."""
     return ["ffmpeg", "-hide_banner", "-nostdin", "-y", "-v", "error", "-progress", "pipe:1", "-nostats", *args]
@@ -122,6 +145,7 @@ def run_ffmpeg(
             timed_out.set()
             proc.kill()
 
+    restore_sigterm = _kill_child_on_sigterm(proc)
     reader = threading.Thread(target=drain_stderr, daemon=True)
     reader.start()
     timer = threading.Timer(timeout_s, watchdog)
@@ -143,6 +167,7 @@ def run_ffmpeg(
                 on_progress(percent)
         returncode = proc.wait()
     finally:
+        restore_sigterm()
         timer.cancel()
         if proc.poll() is None:
             proc.kill()

@@ -3,9 +3,8 @@ HTTP commands against the real app served by werkzeug on a free port."""
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 import shutil
 import socket
 import threading

@@ -1,0 +1,1 @@
+"""NGINX config templates (local stack and production) and their renderer."""
