@@ -88,6 +88,7 @@ class LocalConfig:
     bind: str = "127.0.0.1"
     workers: int = 1
     static_dir: Path = STATIC_DIR
+    acme_webroot: Path | None = None  # default: <out_dir>/acme-webroot
 
 
 def _common(secret: str, api_upstream: str, api_rate: str, api_burst: int, max_upload_bytes: int,
@@ -130,6 +131,7 @@ def render_local(cfg: LocalConfig) -> Path:
         "TLS_CERT": cfg.tls_cert,
         "TLS_KEY": cfg.tls_key,
         "STORAGE_DIR": cfg.storage_dir,
+        "ACME_WEBROOT": cfg.acme_webroot or cfg.out_dir / "acme-webroot",
     }
     return _render_tree(NGINX_DIR / "local.conf.template", cfg.out_dir, values)
 
@@ -184,6 +186,19 @@ def ensure_hls_js(vendor_dir: Path, npm_dir: Path) -> Path:
     return target
 
 
+ACME_ENV = "acme.env"
+
+
+def acme_certificate(tls_dir: Path) -> tuple[Path, Path] | None:
+    """The Let's Encrypt certificate scripts/setup_ssl installed, if any (else the local CA's leaf)."""
+    record = tls_dir / ACME_ENV
+    if not record.is_file():
+        return None
+    values = dict(line.split("=", 1) for line in record.read_text().splitlines() if "=" in line)
+    cert, key = Path(values.get("TLS_CERT", "")), Path(values.get("TLS_KEY", ""))
+    return (cert, key) if cert.is_file() and key.is_file() else None
+
+
 def _local_from_env() -> tuple[Path, Path]:
     from security.signed_urls import signing_secret
     from security.tls import ensure_local_tls
@@ -197,15 +212,17 @@ def _local_from_env() -> tuple[Path, Path]:
     if not storage.startswith("file://"):
         raise SystemExit("the local NGINX serves file storage; use the production template for s3:// storage")
     env = os.environ
+    cert, key = acme_certificate(var / "tls") or (tls.cert_chain, tls.key)
     cfg = LocalConfig(
         out_dir=var / "nginx",
         https_port=int(env.get("TRANSCODE_HTTPS_PORT") or 8443),
         http_port=int(env.get("TRANSCODE_HTTP_PORT") or 8081),
         api_upstream=env.get("TRANSCODE_API_BIND") or "127.0.0.1:5000",
         storage_dir=Path(storage.removeprefix("file://")),
-        tls_cert=tls.cert_chain,
-        tls_key=tls.key,
+        tls_cert=cert,
+        tls_key=key,
         secret=signing_secret(),
+        acme_webroot=var / "acme-webroot",
         vendor_dir=vendor.parent,
         max_upload_bytes=settings.max_upload_bytes,
         api_rate=env.get("TRANSCODE_API_RATE") or "20r/s",
