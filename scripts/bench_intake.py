@@ -124,7 +124,7 @@ def bench_intake(repeat: int) -> dict:
             clip = small_clip(root)
             # The first pickup run starts once the scheduler has parsed the DAGs.
             bench_post_to_running(stack, key, clip, 1)
-            latency = bench_post_to_running(stack, key, clip, max(10, 10 * repeat))
+            latency = bench_post_to_running(stack, key, clip, 20)
             rss = bench_upload_rss(stack, key, root)
         finally:
             stack.run("down")
