@@ -7,7 +7,6 @@ where ``initdb``/``pg_ctl`` are looked up.
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import socket
@@ -21,22 +20,14 @@ TEST_URL_ENV = "TRANSCODE_TEST_DATABASE_URL"
 
 
 def find_pg_bin() -> Path:
-    """The directory holding initdb and pg_ctl (newest installed version)."""
-    explicit = os.environ.get("TRANSCODE_PG_BIN")
-    if explicit:
-        return Path(explicit)
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
-    )
-    if candidates:
-        return Path(candidates[-1])
-    on_path = shutil.which("pg_ctl")
-    if on_path:
-        return Path(on_path).parent
-    raise RuntimeError(
-        "PostgreSQL binaries not found: install postgresql (initdb, pg_ctl), set "
-        f"TRANSCODE_PG_BIN, or point {TEST_URL_ENV} at a server"
-    )
+    """The directory holding initdb and pg_ctl: the same lookup the ops code uses for pg_dump."""
+    from include.config import load_settings
+    from include.ops.common import OpsInputError, pg_bin_dir
+
+    try:
+        return pg_bin_dir(load_settings())
+    except OpsInputError as exc:
+        raise RuntimeError(f"PostgreSQL binaries not found ({exc}), or point {TEST_URL_ENV} at a server") from exc
 
 
 def _free_port() -> int:

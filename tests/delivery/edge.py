@@ -15,14 +15,9 @@ from pathlib import Path
 from include.config import PROJECT_ROOT
 from nginx.render import LocalConfig, ensure_hls_js, render_local
 from security.tls import TlsFiles, ensure_local_tls
+from tests.stack import free_port
 
 SECRET = "delivery-test-secret-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
